@@ -1,0 +1,71 @@
+"""Settings from the environment (or a .env file): one place, typed, with safe defaults."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import urlparse
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOCAL_CLIENT = "Local"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AGENT_", env_file=".env", extra="ignore")
+
+    # Which BAML client DetermineNextStep uses: a client in baml_src/clients.baml
+    # (Local, OpenAI, Anthropic) or BAML's "provider/model" shorthand.
+    llm_client: str = LOCAL_CLIENT
+    # The Local client talks to this OpenAI-compatible server: the embedded model by
+    # default, or Ollama, vLLM, LM Studio... anywhere else.
+    local_llm_base_url: str = Field(
+        "http://127.0.0.1:8181/v1",
+        validation_alias=AliasChoices("LOCAL_LLM_BASE_URL", "AGENT_LOCAL_LLM_BASE_URL"),
+    )
+    local_llm_model: str = Field(
+        "qwen2.5-coder-1.5b-instruct",
+        validation_alias=AliasChoices("LOCAL_LLM_MODEL", "AGENT_LOCAL_LLM_MODEL"),
+    )
+    openai_api_key: SecretStr | None = Field(None, validation_alias="OPENAI_API_KEY")
+    anthropic_api_key: SecretStr | None = Field(None, validation_alias="ANTHROPIC_API_KEY")
+
+    data_dir: Path = Path(".data")
+    # Any GGUF file; empty means the packaged Qwen2.5-Coder-1.5B-Instruct.
+    model_path: Path | None = None
+    model_ctx: int = 4096
+    # Start the embedded model server when the Local client is used and nothing answers.
+    autostart_model: bool = True
+
+    max_steps: int = Field(10, ge=1)
+    max_consecutive_errors: int = Field(3, ge=1)
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "threads.sqlite3"
+
+    @property
+    def uses_local_client(self) -> bool:
+        return self.llm_client == LOCAL_CLIENT
+
+    @property
+    def local_port(self) -> int:
+        return urlparse(self.local_llm_base_url).port or 80
+
+    def baml_env(self) -> dict[str, str]:
+        """Variables the .baml client definitions read (env.X)."""
+        env = {
+            "LOCAL_LLM_BASE_URL": self.local_llm_base_url,
+            "LOCAL_LLM_MODEL": self.local_llm_model,
+        }
+        if self.openai_api_key:
+            env["OPENAI_API_KEY"] = self.openai_api_key.get_secret_value()
+        if self.anthropic_api_key:
+            env["ANTHROPIC_API_KEY"] = self.anthropic_api_key.get_secret_value()
+        return env
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
