@@ -34,7 +34,7 @@ from .tools import Toolbox, run_tool
 MAX_CONSECUTIVE_ERRORS = 3
 
 
-class InvalidEvent(ValueError):
+class InvalidEventError(ValueError):
     """An event that does not fit what the thread is waiting for."""
 
 
@@ -61,29 +61,33 @@ class NextStep(Protocol):
 def step(thread: Thread, event: Event) -> Thread:
     """agent(thread, event) -> thread (factor 12). Rejects events the thread is not waiting for."""
     current = status(thread)
+    where = f"thread {thread.id} is {current.kind}"
     match event:
         case UserInput():
             if isinstance(current, WaitingForApproval | WaitingForHuman):
-                raise InvalidEvent(f"thread {thread.id} is {current.kind}; answer that first")
+                raise InvalidEventError(f"{where}; answer that first")
         case HumanResponse(call_id=call_id):
             if not isinstance(current, WaitingForHuman):
-                raise InvalidEvent(
+                raise InvalidEventError(
                     f"thread {thread.id} is {current.kind}, not waiting for an answer"
                 )
             if call_id != current.call_id:
-                raise InvalidEvent(f"thread {thread.id} waits for an answer to {current.call_id}")
+                raise InvalidEventError(
+                    f"thread {thread.id} waits for an answer to {current.call_id}"
+                )
         case Approval(call_id=call_id):
             if not isinstance(current, WaitingForApproval):
-                raise InvalidEvent(
+                raise InvalidEventError(
                     f"thread {thread.id} is {current.kind}, not waiting for approval"
                 )
             if call_id != current.call.call_id:
-                raise InvalidEvent(
-                    f"thread {thread.id} waits for approval of {current.call.call_id}, not {call_id}"
+                raise InvalidEventError(
+                    f"thread {thread.id} waits for approval of {current.call.call_id},"
+                    f" not {call_id}"
                 )
         case _:
             if not isinstance(current, Running):
-                raise InvalidEvent(
+                raise InvalidEventError(
                     f"thread {thread.id} is {current.kind}; it takes no {event.type}"
                 )
     return thread.append(event)

@@ -16,13 +16,13 @@ from rich.prompt import Prompt
 from rich.table import Table
 
 from . import model_server
-from .agent import InvalidEvent, describe_call
+from .agent import InvalidEventError, describe_call
 from .context import render_thread
 from .display import event_line, status_line, to_markdown
 from .llm import BamlNextStep, LLMConfigError
 from .runner import Runner
 from .settings import Settings, get_settings
-from .store import ConflictError, SQLiteStore, ThreadNotFound
+from .store import ConflictError, SQLiteStore, ThreadNotFoundError
 from .thread import (
     STATUS_KINDS,
     Approval,
@@ -116,16 +116,16 @@ def _print_event(_: Thread, event: Event) -> None:
 def _load(runner: Runner, thread_id: str) -> Thread:
     try:
         return runner.store.get(thread_id).thread
-    except ThreadNotFound:
+    except ThreadNotFoundError:
         fail(f"no thread {thread_id!r} (see `calculator-agent list`)")
 
 
 def _submit(runner: Runner, thread_id: str, event: Event) -> None:
     try:
         runner.submit(thread_id, event)
-    except ThreadNotFound:
+    except ThreadNotFoundError:
         fail(f"no thread {thread_id!r} (see `calculator-agent list`)")
-    except (InvalidEvent, ConflictError) as exc:
+    except (InvalidEventError, ConflictError) as exc:
         fail(str(exc))
 
 
@@ -173,6 +173,10 @@ def _explain_pause(thread: Thread) -> None:
     console.print(f"Continue with: [cyan]{hint}[/]")
 
 
+def _interactive(flag: bool | None) -> bool:
+    return sys.stdin.isatty() if flag is None else flag
+
+
 Interactive = Annotated[
     bool | None,
     typer.Option(
@@ -211,10 +215,7 @@ def resume(
     interactive: Interactive = None,
 ) -> None:
     """Resume a paused thread with an approval, a rejection, an answer, or a new message."""
-    if (
-        sum(x is not None and x is not False for x in (approve or None, reject, answer, message))
-        > 1
-    ):
+    if sum(x is not None for x in (approve or None, reject, answer, message)) > 1:
         fail("give at most one of --approve, --reject, --answer, --message", 2)
     settings = _settings()
     runner = _runner(settings)
@@ -232,7 +233,7 @@ def resume(
         event = UserInput(text=message)
     if event is not None:
         _submit(runner, thread_id, event)
-    _drive(runner, settings, thread_id, sys.stdin.isatty() if interactive is None else interactive)
+    _drive(runner, settings, thread_id, _interactive(interactive))
 
 
 class ShowFormat(StrEnum):
@@ -332,9 +333,8 @@ def model_serve() -> None:
             model_server.wait_ready(settings, process)
     except model_server.ModelError as exc:
         fail(str(exc), 2)
-    console.print(
-        f"Serving on {settings.local_llm_base_url} (log: {model_server.log_file(settings)}). Ctrl-C stops it."
-    )
+    log = model_server.log_file(settings)
+    console.print(f"Serving on {settings.local_llm_base_url} (log: {log}). Ctrl-C stops it.")
     try:
         process.wait()
     except KeyboardInterrupt:

@@ -69,7 +69,8 @@ class BamlNextStep:
                 render_thread(thread), baml_options={"collector": collector}
             )
         except BamlValidationError as exc:
-            raise NextStepError(f"could not parse the model's answer: {_compact(exc.raw_output)}")
+            raw = _compact(exc.raw_output)
+            raise NextStepError(f"could not parse the model's answer: {raw}") from None
         except BamlClientHttpError as exc:
             raise NextStepError(self._http_error(exc)) from None
         except (BamlClientError, BamlError) as exc:
@@ -110,9 +111,9 @@ def _redact_url(url: str) -> str:
 
 def check_configured(settings: Settings) -> None:
     client = settings.llm_client
-    if client == "OpenAI" or client.startswith("openai/"):
-        if not (settings.openai_api_key or os.environ.get("OPENAI_API_KEY")):
-            raise LLMConfigError(f"AGENT_LLM_CLIENT={client} needs OPENAI_API_KEY")
-    if client == "Anthropic" or client.startswith("anthropic/"):
-        if not (settings.anthropic_api_key or os.environ.get("ANTHROPIC_API_KEY")):
-            raise LLMConfigError(f"AGENT_LLM_CLIENT={client} needs ANTHROPIC_API_KEY")
+    has_openai_key = settings.openai_api_key or os.environ.get("OPENAI_API_KEY")
+    has_anthropic_key = settings.anthropic_api_key or os.environ.get("ANTHROPIC_API_KEY")
+    if (client == "OpenAI" or client.startswith("openai/")) and not has_openai_key:
+        raise LLMConfigError(f"AGENT_LLM_CLIENT={client} needs OPENAI_API_KEY")
+    if (client == "Anthropic" or client.startswith("anthropic/")) and not has_anthropic_key:
+        raise LLMConfigError(f"AGENT_LLM_CLIENT={client} needs ANTHROPIC_API_KEY")

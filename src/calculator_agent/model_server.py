@@ -123,6 +123,11 @@ def server_command(settings: Settings, model: Path) -> list[str]:
         "--host", url.hostname or "127.0.0.1",
         "--port", str(settings.local_port),
         "--n_ctx", str(settings.model_ctx),
+        "--n_threads", str(settings.model_threads),
+        "--n_threads_batch", str(settings.model_threads),
+        # The server's default aborts a running completion when another request arrives:
+        # queue concurrent requests instead.
+        "--interrupt_requests", "False",
     ]  # fmt: skip
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlparse
@@ -35,6 +36,7 @@ class Settings(BaseSettings):
     # Any GGUF file; empty means the packaged Qwen2.5-Coder-1.5B-Instruct.
     model_path: Path | None = None
     model_ctx: int = 4096
+    model_threads: int = Field(default_factory=lambda: os.cpu_count() or 1)
     # Start the embedded model server when the Local client is used and nothing answers.
     autostart_model: bool = True
 

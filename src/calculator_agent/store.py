@@ -16,10 +16,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-from .thread import Thread, status
+from .thread import Thread, UserInput, status
 
 
-class ThreadNotFound(KeyError):
+class ThreadNotFoundError(KeyError):
     pass
 
 
@@ -54,7 +54,7 @@ class ThreadStore(Protocol):
 
 def _first_input(thread: Thread) -> str:
     for event in thread.events:
-        if event.type == "user_input":
+        if isinstance(event, UserInput):
             return event.text
     return ""
 
@@ -116,7 +116,7 @@ class SQLiteStore:
                 "SELECT body, version FROM threads WHERE id = ?", (thread_id,)
             ).fetchone()
         if row is None:
-            raise ThreadNotFound(thread_id)
+            raise ThreadNotFoundError(thread_id)
         return Stored(Thread.from_json(row[0]), row[1])
 
     def save(self, thread: Thread, expected_version: int) -> Stored:
@@ -130,7 +130,7 @@ class SQLiteStore:
             if cursor.rowcount == 0:
                 exists = db.execute("SELECT 1 FROM threads WHERE id = ?", (thread.id,)).fetchone()
                 if exists is None:
-                    raise ThreadNotFound(thread.id)
+                    raise ThreadNotFoundError(thread.id)
                 raise ConflictError(
                     f"thread {thread.id} changed since version {expected_version} was read"
                 )
