@@ -71,9 +71,9 @@ def status_line(current: Status) -> str:
         case Running():
             return "running"
         case WaitingForHuman(question=question, call_id=call_id):
-            return f"waiting for a human answer to `{call_id}`: {question}"
+            return f"waiting for a human answer to {call_id}: {question}"
         case WaitingForApproval(call=call):
-            return f"waiting for approval of `{describe_call(call)}` (call id `{call.call_id}`)"
+            return f"waiting for approval of {describe_call(call)} (call id {call.call_id})"
         case Done(message=message):
             return f"done: {message}"
         case FailedStatus(reason=reason):

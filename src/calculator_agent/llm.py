@@ -94,7 +94,7 @@ class BamlNextStep:
         request = self._client.request.DetermineNextStep(render_thread(thread))
         headers = {
             key: REDACTED if key.lower() in _SECRET_HEADERS else value
-            for key, value in request.headers.items()
+            for key, value in sorted(request.headers.items())
         }
         return {
             "method": request.method,

@@ -1,0 +1,144 @@
+"""The CLI as a user drives it: seeded threads without an LLM, and a real run on the model."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from calculator_agent.cli import app
+from calculator_agent.settings import Settings, get_settings
+from calculator_agent.store import SQLiteStore
+from calculator_agent.thread import (
+    Approval,
+    Done,
+    Thread,
+    ToolCall,
+    ToolResponse,
+    UserInput,
+    status,
+)
+
+cli = CliRunner()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setenv("AGENT_DATA_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    yield tmp_path
+    get_settings.cache_clear()
+
+
+def seed_paused(data_dir: Path) -> Thread:
+    thread = Thread(
+        events=(
+            UserInput(text="divide 12 by 2"),
+            ToolCall(call_id="call1", intent="divide", args={"a": 12, "b": 2}, needs_approval=True),
+        )
+    )
+    SQLiteStore(data_dir / "threads.sqlite3").create(thread)
+    return thread
+
+
+def test_show_formats(data_dir: Path) -> None:
+    thread = seed_paused(data_dir)
+    markdown = cli.invoke(app, ["show", thread.id])
+    assert markdown.exit_code == 0, markdown.output
+    assert "waiting for approval of divide(a=12, b=2)" in markdown.output
+
+    as_json = cli.invoke(app, ["show", thread.id, "--format", "json"])
+    assert Thread.model_validate(json.loads(as_json.output)) == thread
+
+    context = cli.invoke(app, ["show", thread.id, "-f", "context"])
+    assert context.output.strip() == (
+        "<user_input>\ndivide 12 by 2\n</user_input>\n\n<divide>\na: 12\nb: 2\n</divide>"
+    )
+
+
+def test_list_filters_by_status(data_dir: Path) -> None:
+    thread = seed_paused(data_dir)
+    assert thread.id in cli.invoke(app, ["list", "--status", "waiting_for_approval"]).output
+    assert thread.id not in cli.invoke(app, ["list", "--status", "done"]).output
+    bad = cli.invoke(app, ["list", "--status", "sleeping"])
+    assert bad.exit_code == 2
+    assert "--status must be one of" in bad.output
+
+
+def test_fork_copies_events_up_to_n(data_dir: Path) -> None:
+    thread = seed_paused(data_dir)
+    result = cli.invoke(app, ["fork", thread.id, "--at", "0"])
+    assert result.exit_code == 0, result.output
+    store = SQLiteStore(data_dir / "threads.sqlite3")
+    forks = [row for row in store.list() if row.id != thread.id]
+    assert len(forks) == 1
+    forked = store.get(forks[0].id).thread
+    assert forked.events == thread.events[:1]
+    assert status(forked).kind == "running"
+    out_of_range = cli.invoke(app, ["fork", thread.id, "--at", "5"])
+    assert out_of_range.exit_code == 2
+    assert "between 0 and 1" in out_of_range.output
+
+
+def test_unknown_thread_and_wrong_answers_are_clear_errors(data_dir: Path) -> None:
+    missing = cli.invoke(app, ["show", "nope"])
+    assert missing.exit_code == 1
+    assert "no thread 'nope'" in missing.output
+
+    thread = seed_paused(data_dir)
+    wrong = cli.invoke(app, ["resume", thread.id, "--answer", "5", "--no-interactive"])
+    assert wrong.exit_code == 1
+    assert "not waiting for an answer" in wrong.output
+    both = cli.invoke(app, ["resume", thread.id, "--approve", "--answer", "5"])
+    assert both.exit_code == 2
+
+
+def test_prompt_prints_the_request_the_llm_would_get(data_dir: Path) -> None:
+    thread = seed_paused(data_dir)
+    result = cli.invoke(app, ["prompt", thread.id])
+    assert result.exit_code == 0, result.output
+    request = json.loads(result.output)
+    assert request["url"].endswith("/chat/completions")
+    assert "<divide>\na: 12\nb: 2\n</divide>" in request["body"]["messages"][-1]["content"]
+
+
+@pytest.mark.model
+def test_run_pauses_for_divide_approval_and_finishes_with_the_right_answer(
+    model_settings: Settings, data_dir: Path
+) -> None:
+    result = cli.invoke(
+        app,
+        ["run", "--interactive", "can you multiply 3 and 4, then divide the result by 2?"],
+        input="\n",  # Enter approves the pending divide
+    )
+    assert result.exit_code == 0, result.output
+    assert "Approve divide(a=12, b=2)?" in result.output
+    store = SQLiteStore(data_dir / "threads.sqlite3")
+    (row,) = store.list()
+    thread = store.get(row.id).thread
+    final = status(thread)
+    assert isinstance(final, Done)
+    assert "6" in final.message
+    approvals = [e for e in thread.events if isinstance(e, Approval)]
+    assert len(approvals) == 1
+    assert approvals[0].approved
+    assert [e.result for e in thread.events if isinstance(e, ToolResponse)] == [12, 6]
+
+
+@pytest.mark.model
+def test_run_without_a_terminal_pauses_and_resume_approves(
+    model_settings: Settings, data_dir: Path
+) -> None:
+    launched = cli.invoke(app, ["run", "--no-interactive", "what is 20 divided by 4?"])
+    assert launched.exit_code == 0, launched.output
+    assert "Paused: waiting for approval of divide(a=20, b=4)" in launched.output
+    (row,) = SQLiteStore(data_dir / "threads.sqlite3").list()
+    resumed = cli.invoke(app, ["resume", row.id, "--approve", "--no-interactive"])
+    assert resumed.exit_code == 0, resumed.output
+    thread = SQLiteStore(data_dir / "threads.sqlite3").get(row.id).thread
+    final = status(thread)
+    assert isinstance(final, Done)
+    assert "5" in final.message
