@@ -3,34 +3,20 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from calculator_agent.cli import app
-from calculator_agent.settings import Settings, get_settings
 from calculator_agent.store import SQLiteStore
 from calculator_agent.thread import (
-    Approval,
-    Done,
     Thread,
     ToolCall,
-    ToolResponse,
     UserInput,
     status,
 )
 
 cli = CliRunner()
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    monkeypatch.setenv("AGENT_DATA_DIR", str(tmp_path))
-    get_settings.cache_clear()
-    yield tmp_path
-    get_settings.cache_clear()
 
 
 def seed_paused(data_dir: Path) -> Thread:
@@ -103,42 +89,3 @@ def test_prompt_prints_the_request_the_llm_would_get(data_dir: Path) -> None:
     request = json.loads(result.output)
     assert request["url"].endswith("/chat/completions")
     assert "<divide>\na: 12\nb: 2\n</divide>" in request["body"]["messages"][-1]["content"]
-
-
-@pytest.mark.model
-def test_run_pauses_for_divide_approval_and_finishes_with_the_right_answer(
-    model_settings: Settings, data_dir: Path
-) -> None:
-    result = cli.invoke(
-        app,
-        ["run", "--interactive", "can you multiply 3 and 4, then divide the result by 2?"],
-        input="\n",  # Enter approves the pending divide
-    )
-    assert result.exit_code == 0, result.output
-    assert "Approve divide(a=12, b=2)?" in result.output
-    store = SQLiteStore(data_dir / "threads.sqlite3")
-    (row,) = store.list()
-    thread = store.get(row.id).thread
-    final = status(thread)
-    assert isinstance(final, Done)
-    assert "6" in final.message
-    approvals = [e for e in thread.events if isinstance(e, Approval)]
-    assert len(approvals) == 1
-    assert approvals[0].approved
-    assert [e.result for e in thread.events if isinstance(e, ToolResponse)] == [12, 6]
-
-
-@pytest.mark.model
-def test_run_without_a_terminal_pauses_and_resume_approves(
-    model_settings: Settings, data_dir: Path
-) -> None:
-    launched = cli.invoke(app, ["run", "--no-interactive", "what is 20 divided by 4?"])
-    assert launched.exit_code == 0, launched.output
-    assert "Paused: waiting for approval of divide(a=20, b=4)" in launched.output
-    (row,) = SQLiteStore(data_dir / "threads.sqlite3").list()
-    resumed = cli.invoke(app, ["resume", row.id, "--approve", "--no-interactive"])
-    assert resumed.exit_code == 0, resumed.output
-    thread = SQLiteStore(data_dir / "threads.sqlite3").get(row.id).thread
-    final = status(thread)
-    assert isinstance(final, Done)
-    assert "5" in final.message

@@ -15,7 +15,8 @@ from calculator_agent.agent import NextStepError, run_until_pause, step
 from calculator_agent.llm import REDACTED, BamlNextStep, LLMConfigError, parse_answer
 from calculator_agent.settings import Settings
 from calculator_agent.thread import Error, Thread, ToolCall, UserInput
-from calculator_agent.tools import CALCULATOR
+
+from tests.toolbox import TEST_TOOLS
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "determine_next_step_request.json"
 
@@ -67,7 +68,7 @@ def test_garbage_answers_raise_a_compact_error(raw: str) -> None:
 def test_garbage_from_the_model_becomes_an_error_event_in_the_thread() -> None:
     answers = iter(["no idea, sorry", '{"intent": "done_for_now", "message": "ok"}'])
     thread = run_until_pause(
-        step(Thread(), UserInput(text="hi")), lambda _: parse_answer(next(answers)), CALCULATOR
+        step(Thread(), UserInput(text="hi")), lambda _: parse_answer(next(answers)), TEST_TOOLS
     )
     errors = [e for e in thread.events if isinstance(e, Error)]
     assert len(errors) == 1

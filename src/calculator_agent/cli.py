@@ -22,7 +22,7 @@ from .display import event_line, status_line, to_markdown
 from .llm import BamlNextStep, LLMConfigError
 from .runner import Runner
 from .settings import Settings, get_settings
-from .store import ConflictError, SQLiteStore, ThreadNotFoundError
+from .store import ConflictError, ThreadNotFoundError, ThreadStore, open_store
 from .thread import (
     STATUS_KINDS,
     Approval,
@@ -58,8 +58,15 @@ def _settings() -> Settings:
     return get_settings()
 
 
+def _store(settings: Settings) -> ThreadStore:
+    try:
+        return open_store(settings)
+    except ValueError as exc:
+        fail(str(exc), 2)
+
+
 def _runner(settings: Settings, *, need_llm: bool = True) -> Runner:
-    store = SQLiteStore(settings.db_path)
+    store = _store(settings)
     try:
         next_step = BamlNextStep(settings)
     except LLMConfigError as exc:
@@ -249,7 +256,7 @@ def show(
 ) -> None:
     """Show a thread as markdown, as stored JSON, or as the exact context the LLM sees."""
     settings = _settings()
-    thread = _load(Runner(SQLiteStore(settings.db_path), _no_llm, CALCULATOR), thread_id)
+    thread = _load(Runner(_store(settings), _no_llm, CALCULATOR), thread_id)
     match format:
         case ShowFormat.markdown:
             console.print(Markdown(to_markdown(thread)))
@@ -275,7 +282,7 @@ def list_threads(
         fail(f"--status must be one of: {', '.join(STATUS_KINDS)}", 2)
     settings = _settings()
     table = Table("id", "status", "updated", "request")
-    for row in SQLiteStore(settings.db_path).list(status_filter, limit):
+    for row in _store(settings).list(status_filter, limit):
         table.add_row(
             row.id, row.status, row.updated_at.strftime("%Y-%m-%d %H:%M:%S"), row.first_input
         )
@@ -298,7 +305,7 @@ def fork(
 ) -> None:
     """Copy a thread up to event AT into a new thread, to replay from there."""
     settings = _settings()
-    runner = Runner(SQLiteStore(settings.db_path), _no_llm, CALCULATOR)
+    runner = Runner(_store(settings), _no_llm, CALCULATOR)
     _load(runner, thread_id)
     try:
         stored = runner.fork(thread_id, at)
@@ -346,7 +353,7 @@ def model_serve() -> None:
 def model_start() -> None:
     """Start the model server in the background (if nothing answers yet)."""
     settings = _settings()
-    if model_server.is_up(settings.local_llm_base_url):
+    if model_server.is_listening(settings.local_llm_base_url):
         console.print(f"Already answering on {settings.local_llm_base_url}")
         return
     ensure_model(settings.model_copy(update={"autostart_model": True, "llm_client": "Local"}))
@@ -374,3 +381,119 @@ def model_status() -> None:
     )
     if not up:
         raise typer.Exit(1)
+
+
+# --- eval -----------------------------------------------------------------------------
+
+
+@app.command("eval")
+def eval_cases(
+    cases_file: Annotated[
+        str, typer.Argument(metavar="CASES.jsonl", help="One case per line (see docs/evals.md).")
+    ],
+    report_path: Annotated[
+        str | None, typer.Option("--report", help="Write a JSON report to this path.")
+    ] = None,
+    min_pass_rate: Annotated[
+        float,
+        typer.Option(min=0.0, max=1.0, help="Exit 1 when the pass rate (0..1) is below this."),
+    ] = 0.0,
+) -> None:
+    """Run each case's thread through the real DetermineNextStep once and check the step."""
+    # Imported here so the other commands (and this file's imports) stay as they were.
+    from pathlib import Path
+
+    from rich.markup import escape
+
+    from . import evals
+
+    try:
+        cases = evals.load_cases(Path(cases_file))
+    except evals.CaseFormatError as exc:
+        fail(str(exc), 2)
+    settings = _settings()
+    try:
+        next_step = BamlNextStep(settings)
+    except LLMConfigError as exc:
+        fail(str(exc), 2)
+    ensure_model(settings)
+    table = Table(show_lines=True)
+    for column in ("case", "result", "expected", "got", "latency", "tokens in/out"):
+        # Names and numbers never wrap; the two descriptions take what width is left.
+        table.add_column(column, no_wrap=column not in ("expected", "got"))
+    with console.status("") as progress:
+
+        def on_result(index: int, result: evals.CaseResult) -> None:
+            tokens = f"{result.input_tokens or '-'}/{result.output_tokens or '-'}"
+            got = escape(result.describe_got())
+            if result.message is not None:
+                message = result.message if len(result.message) <= 80 else result.message[:79] + "…"
+                got += f"\n[dim]{escape(message)}[/]"
+            table.add_row(
+                result.name,
+                "[green]pass[/]" if result.passed else "[red]FAIL[/]",
+                escape(result.expect.describe()),
+                got if result.passed else f"{got}\n[red]{escape('; '.join(result.problems))}[/]",
+                f"{result.latency_s:.2f}s",
+                tokens,
+            )
+            if index + 1 < len(cases):
+                progress.update(f"case {index + 2}/{len(cases)}: {cases[index + 1].name}")
+
+        progress.update(f"case 1/{len(cases)}: {cases[0].name}")
+        results = evals.run_cases(cases, next_step, on_result)
+    console.print(table)
+    summary = evals.totals(results)
+    step = summary.per_step
+    console.print(
+        f"pass rate {summary.pass_rate:.1%}; per step: {step['latency_s']}s, "
+        f"{step['input_tokens']} tokens in, {step['output_tokens']} out"
+    )
+    if report_path is not None:
+        data = evals.report(
+            results,
+            cases_file=str(cases_file),
+            client=settings.llm_client,
+            model=settings.local_llm_model if settings.uses_local_client else None,
+        )
+        target = Path(report_path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    print(summary.summary)
+    if summary.pass_rate < min_pass_rate:
+        fail(f"pass rate {summary.pass_rate:.1%} is below --min-pass-rate {min_pass_rate:.1%}")
+
+
+# --- server ---------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve the HTTP API (OpenAPI docs at /docs); threads in flight are picked up on start."""
+    import logging
+
+    import uvicorn
+
+    from .server import create_app
+
+    settings = _settings()
+    if not settings.public_url:
+        # Notifications carry absolute answer links: default to where we listen.
+        settings = settings.model_copy(update={"public_url": f"http://{host}:{port}"})
+    try:
+        ensure_model(settings)
+    except typer.Exit:
+        # A server outlives its LLM's outages: /health says so, and loops record the
+        # errors and ask a human if they persist.
+        err.print("[yellow]Serving anyway: the LLM endpoint does not answer yet.[/]")
+    logging.basicConfig(level=log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
+    try:
+        api = create_app(settings)
+    except (LLMConfigError, ValueError) as exc:
+        fail(str(exc), 2)
+    console.print(f"Serving on http://{host}:{port} (docs: http://{host}:{port}/docs)")
+    uvicorn.run(api, host=host, port=port, log_level=log_level)

@@ -12,6 +12,7 @@ from .thread import (
     Failed,
     FailedStatus,
     HumanResponse,
+    NotificationFailed,
     Prefetched,
     Running,
     Status,
@@ -63,6 +64,8 @@ def event_line(event: Event) -> str:
             return f"**error ({source}):** {message}"
         case Failed(reason=reason):
             return f"**failed:** {reason}"
+        case NotificationFailed(url=url, attempts=attempts, error=error):
+            return f"_notification to {url} failed after {attempts} attempt(s): {error}_"
     raise AssertionError(f"unhandled event {event!r}")
 
 

@@ -11,6 +11,7 @@ import hashlib
 import importlib.util
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -105,6 +106,17 @@ def _pid_file(settings: Settings) -> Path:
 
 def log_file(settings: Settings) -> Path:
     return settings.data_dir / "model-server.log"
+
+
+def is_listening(base_url: str, timeout: float = 1.0) -> bool:
+    """Something accepts connections there. Cheap and immediate even while the model
+    server is busy generating (then /models can take seconds to answer)."""
+    url = urlparse(base_url)
+    try:
+        with socket.create_connection((url.hostname or "127.0.0.1", url.port or 80), timeout):
+            return True
+    except OSError:
+        return False
 
 
 def is_up(base_url: str, timeout: float = 1.0) -> bool:
@@ -217,5 +229,5 @@ def needs_autostart(settings: Settings) -> bool:
         settings.uses_local_client
         and settings.autostart_model
         and host in _LOCAL_HOSTS
-        and not is_up(settings.local_llm_base_url)
+        and not is_listening(settings.local_llm_base_url)
     )

@@ -67,6 +67,35 @@ class Settings(BaseSettings):
             env["ANTHROPIC_API_KEY"] = self.anthropic_api_key.get_secret_value()
         return env
 
+    # --- the HTTP server (`calculator-agent serve`) ------------------------------------
+    # Where threads live: empty means the embedded SQLite file in data_dir;
+    # "postgresql://user@host:5432/db" means PostgreSQL (shared by any number of servers).
+    database_url: str = Field(
+        "", validation_alias=AliasChoices("AGENT_DATABASE_URL", "DATABASE_URL")
+    )
+    # When set, every mutating endpoint requires "Authorization: Bearer <token>".
+    api_token: SecretStr | None = None
+    # HMAC-SHA256 secret of the inbound webhook; without it the webhook refuses every request.
+    webhook_secret: SecretStr | None = None
+    # Signed requests older (or newer) than this are rejected, and replays inside it too.
+    webhook_tolerance_s: int = Field(300, ge=1)
+    # Pause notifications: POSTed here (empty: none), signed with notify_secret, falling
+    # back to webhook_secret; retried notify_attempts times with exponential backoff.
+    notify_url: str = ""
+    notify_secret: SecretStr | None = None
+    notify_attempts: int = Field(4, ge=1)
+    notify_backoff_s: float = Field(0.5, ge=0)
+    notify_timeout_s: float = Field(5.0, gt=0)
+    # This server's address as receivers of notifications reach it (answer links);
+    # empty means http://HOST:PORT from `serve`.
+    public_url: str = ""
+    # A loop holds its thread's lease; a crashed process's leases expire after this.
+    lease_ttl_s: float = Field(30.0, gt=0)
+    # How often in-flight threads nobody holds are looked for (and picked up again).
+    recovery_interval_s: float = Field(5.0, gt=0)
+    # Loops one server process runs at once; more wait in a queue with their lease held.
+    max_concurrent_loops: int = Field(8, ge=1)
+
 
 @lru_cache
 def get_settings() -> Settings:

@@ -118,6 +118,17 @@ class Failed(_Event):
     reason: str
 
 
+class NotificationFailed(_Event):
+    """A pause notification that could not be delivered: bookkeeping for humans, never for
+    the LLM, and never a change of status (the thread still waits for its answer)."""
+
+    type: Literal["notification_failed"] = "notification_failed"
+    call_id: str
+    url: str
+    attempts: int
+    error: str
+
+
 Event = Annotated[
     UserInput
     | Prefetched
@@ -127,7 +138,8 @@ Event = Annotated[
     | ToolResponse
     | HumanResponse
     | Error
-    | Failed,
+    | Failed
+    | NotificationFailed,
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
@@ -201,9 +213,10 @@ STATUS_KINDS = ("running", "waiting_for_human", "waiting_for_approval", "done", 
 
 def status(thread: Thread) -> Status:
     """Derive where the thread stands from its last event."""
-    if not thread.events:
+    # Delivery notes say nothing about where the thread stands: look past them.
+    last = next((e for e in reversed(thread.events) if not isinstance(e, NotificationFailed)), None)
+    if last is None:
         return FailedStatus(reason="empty thread")
-    last = thread.events[-1]
     match last:
         case ToolCall(intent=intent) if intent == DONE:
             return Done(message=last.message)
