@@ -35,8 +35,16 @@ def local_settings(**overrides: object) -> Settings:
 @pytest.mark.parametrize(
     ("raw", "intent", "args"),
     [
-        ('{"intent": "multiply", "a": 3, "b": 4}', "multiply", {"a": 3, "b": 4}),
-        ('```json\n{"intent": "divide", "a": 12, "b": 2.5}\n```', "divide", {"a": 12, "b": 2.5}),
+        (
+            '{"intent": "done_for_now", "message": "It is 6."}',
+            "done_for_now",
+            {"message": "It is 6."},
+        ),
+        (
+            '```json\n{"intent": "request_more_information", "message": "Which one?"}\n```',
+            "request_more_information",
+            {"message": "Which one?"},
+        ),
         (
             'Sure! {"intent": "done_for_now", "message": "It is 6."}',
             "done_for_now",
@@ -56,7 +64,7 @@ def test_parse_canned_answers(raw: str, intent: str, args: dict[str, object]) ->
 
 
 @pytest.mark.parametrize(
-    "raw", ["I think you should divide", '{"intent": "multiply", "a": "three"}', ""]
+    "raw", ["I think you should do it", '{"intent": "done_for_now"}', '{"intent": "fly"}', ""]
 )
 def test_garbage_answers_raise_a_compact_error(raw: str) -> None:
     with pytest.raises(NextStepError, match="could not parse the model's answer") as caught:

@@ -36,8 +36,8 @@ from calculator_agent.thread import (
     status,
 )
 
-from tests.server.helpers import CalculatorBrain, postgres_store, require_postgres
-from tests.server.store_writer import append_with_retries, writer_process
+from tests.helpers import CalculatorBrain, postgres_store, require_postgres
+from tests.store_writer import append_with_retries, writer_process
 from tests.toolbox import TEST_TOOLS
 
 T = TypeVar("T")

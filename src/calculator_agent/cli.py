@@ -36,7 +36,7 @@ from .thread import (
     WaitingForHuman,
     status,
 )
-from .tools import CALCULATOR
+from .tools import TOOLS
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False)
 model_app = typer.Typer(help="The embedded local model (llama.cpp server on 127.0.0.1).")
@@ -76,7 +76,7 @@ def _runner(settings: Settings, *, need_llm: bool = True) -> Runner:
     return Runner(
         store,
         next_step,
-        CALCULATOR,
+        TOOLS,
         max_steps=settings.max_steps,
         max_errors=settings.max_consecutive_errors,
     )
@@ -256,7 +256,7 @@ def show(
 ) -> None:
     """Show a thread as markdown, as stored JSON, or as the exact context the LLM sees."""
     settings = _settings()
-    thread = _load(Runner(_store(settings), _no_llm, CALCULATOR), thread_id)
+    thread = _load(Runner(_store(settings), _no_llm, TOOLS), thread_id)
     match format:
         case ShowFormat.markdown:
             console.print(Markdown(to_markdown(thread)))
@@ -305,7 +305,7 @@ def fork(
 ) -> None:
     """Copy a thread up to event AT into a new thread, to replay from there."""
     settings = _settings()
-    runner = Runner(_store(settings), _no_llm, CALCULATOR)
+    runner = Runner(_store(settings), _no_llm, TOOLS)
     _load(runner, thread_id)
     try:
         stored = runner.fork(thread_id, at)

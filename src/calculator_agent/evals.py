@@ -34,7 +34,7 @@ from .thread import (
     ToolResponse,
     UserInput,
 )
-from .tools import CALCULATOR, Toolbox
+from .tools import TOOLS, Toolbox
 
 # The two operands of these may come in either order.
 COMMUTATIVE = frozenset({"add", "multiply"})
@@ -92,7 +92,7 @@ class CaseResult:
 # --- loading --------------------------------------------------------------------------
 
 
-def load_cases(path: Path, tools: Toolbox = CALCULATOR) -> list[Case]:
+def load_cases(path: Path, tools: Toolbox = TOOLS) -> list[Case]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -100,7 +100,7 @@ def load_cases(path: Path, tools: Toolbox = CALCULATOR) -> list[Case]:
     return parse_cases(text.splitlines(), tools, source=str(path))
 
 
-def parse_cases(lines: Iterable[str], tools: Toolbox = CALCULATOR, source: str = "") -> list[Case]:
+def parse_cases(lines: Iterable[str], tools: Toolbox = TOOLS, source: str = "") -> list[Case]:
     """Parse JSON Lines (blank lines skipped); any problem raises with its line number."""
     cases: list[Case] = []
     seen: dict[str, int] = {}
@@ -130,7 +130,7 @@ def parse_cases(lines: Iterable[str], tools: Toolbox = CALCULATOR, source: str =
     return cases
 
 
-def parse_case(obj: Any, tools: Toolbox = CALCULATOR, line: int = 0) -> Case:
+def parse_case(obj: Any, tools: Toolbox = TOOLS, line: int = 0) -> Case:
     if not isinstance(obj, dict):
         raise CaseFormatError(f"a case must be a JSON object, got {_kind(obj)}")
     missing = sorted(CASE_KEYS - obj.keys())
@@ -169,7 +169,7 @@ def parse_expectation(obj: Any) -> Expectation:
     return Expectation(intent=intent, args=args, message_contains=tuple(contains))
 
 
-def to_thread(events: Any, tools: Toolbox = CALCULATOR) -> Thread:
+def to_thread(events: Any, tools: Toolbox = TOOLS) -> Thread:
     """Case events -> the agent's own Thread, shaped as the agent would have written it."""
     if not isinstance(events, list) or not events:
         raise CaseFormatError("'events' must be a non-empty list")

@@ -37,11 +37,21 @@ class Settings(BaseSettings):
     model_path: Path | None = None
     model_ctx: int = 4096
     model_threads: int = Field(default_factory=lambda: os.cpu_count() or 1)
-    # Start the embedded model server when the Local client is used and nothing answers.
+    # Start the embedded model server when the Local client points at this machine and
+    # nothing answers there.
     autostart_model: bool = True
 
     max_steps: int = Field(10, ge=1)
     max_consecutive_errors: int = Field(3, ge=1)
+
+    # Where threads live: empty means the embedded SQLite file in data_dir;
+    # "postgresql://user@host:5432/db" means PostgreSQL (shared by any number of servers).
+    database_url: str = Field(
+        "",
+        validation_alias=AliasChoices("AGENT_DATABASE_URL", "DATABASE_URL"),
+    )
+    # A loop holds its thread's lease; a crashed process's leases expire after this.
+    lease_ttl_s: float = Field(30.0, gt=0)
 
     @property
     def db_path(self) -> Path:
@@ -68,11 +78,6 @@ class Settings(BaseSettings):
         return env
 
     # --- the HTTP server (`calculator-agent serve`) ------------------------------------
-    # Where threads live: empty means the embedded SQLite file in data_dir;
-    # "postgresql://user@host:5432/db" means PostgreSQL (shared by any number of servers).
-    database_url: str = Field(
-        "", validation_alias=AliasChoices("AGENT_DATABASE_URL", "DATABASE_URL")
-    )
     # When set, every mutating endpoint requires "Authorization: Bearer <token>".
     api_token: SecretStr | None = None
     # HMAC-SHA256 secret of the inbound webhook; without it the webhook refuses every request.
@@ -89,8 +94,6 @@ class Settings(BaseSettings):
     # This server's address as receivers of notifications reach it (answer links);
     # empty means http://HOST:PORT from `serve`.
     public_url: str = ""
-    # A loop holds its thread's lease; a crashed process's leases expire after this.
-    lease_ttl_s: float = Field(30.0, gt=0)
     # How often in-flight threads nobody holds are looked for (and picked up again).
     recovery_interval_s: float = Field(5.0, gt=0)
     # Loops one server process runs at once; more wait in a queue with their lease held.

@@ -40,7 +40,7 @@ def divide(a: Number, b: Number) -> Number:
     return a / b
 
 
-CALCULATOR: Toolbox = {
+TOOLS: Toolbox = {
     "add": Tool(add),
     "subtract": Tool(subtract),
     "multiply": Tool(multiply),

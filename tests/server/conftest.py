@@ -17,7 +17,8 @@ from calculator_agent.server.schemas import LLMHealth
 from calculator_agent.store import SQLiteStore, ThreadStore
 from calculator_agent.tools import Toolbox
 
-from tests.server.helpers import CalculatorBrain, MakeApp, settings_for
+from tests.helpers import CalculatorBrain
+from tests.server.helpers import MakeApp, settings_for
 from tests.toolbox import TEST_TOOLS
 
 

@@ -10,7 +10,8 @@ from fastapi.testclient import TestClient
 
 from calculator_agent.server.app import Services
 
-from tests.server.helpers import CalculatorBrain, MakeApp, free_port, settings_for, settle
+from tests.helpers import CalculatorBrain
+from tests.server.helpers import MakeApp, free_port, settings_for, settle
 
 
 def launch(client: TestClient, **body: Any) -> str:

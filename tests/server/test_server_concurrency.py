@@ -17,15 +17,8 @@ from calculator_agent.server import create_app
 from calculator_agent.store import SQLiteStore, ThreadStore
 from calculator_agent.thread import Approval, ToolStarted
 
-from tests.server.helpers import (
-    CalculatorBrain,
-    free_port,
-    postgres_store,
-    require_postgres,
-    settings_for,
-    settle,
-    wait_until,
-)
+from tests.helpers import CalculatorBrain, postgres_store, require_postgres, wait_until
+from tests.server.helpers import free_port, settings_for, settle
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -22,7 +22,8 @@ from calculator_agent.thread import (
     UserInput,
 )
 
-from tests.server.helpers import ServerProcess, free_port, wait_until
+from tests.helpers import wait_until
+from tests.server.helpers import ServerProcess, free_port
 
 # Short leases and sweeps, so a restart takes over within seconds.
 FAST_RECOVERY = {"AGENT_LEASE_TTL_S": "2", "AGENT_RECOVERY_INTERVAL_S": "0.5"}

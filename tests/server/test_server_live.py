@@ -15,7 +15,8 @@ import pytest
 from calculator_agent.server.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from calculator_agent.settings import Settings
 
-from tests.server.helpers import ServerProcess, receiver, wait_until
+from tests.helpers import wait_until
+from tests.server.helpers import ServerProcess, receiver
 
 pytestmark = pytest.mark.model
 

@@ -10,7 +10,8 @@ from calculator_agent.server.notify import DELIVERY_HEADER, Notifier
 from calculator_agent.server.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from calculator_agent.thread import Event, NotificationFailed, status
 
-from tests.server.helpers import MakeApp, receiver, settle, wait_until
+from tests.helpers import wait_until
+from tests.server.helpers import MakeApp, receiver, settle
 
 SECRET = "notify-secret"
 

@@ -18,7 +18,8 @@ from calculator_agent.thread import (
 )
 from calculator_agent.tools import Tool
 
-from tests.server.helpers import CalculatorBrain, MakeApp, settle, wait_until
+from tests.helpers import CalculatorBrain, wait_until
+from tests.server.helpers import MakeApp, settle
 from tests.toolbox import TEST_TOOLS
 
 FAST = {"recovery_interval_s": 0.1, "lease_ttl_s": 1.0}

@@ -27,7 +27,7 @@ from ..runner import Runner
 from ..settings import Settings, get_settings
 from ..store import ConflictError, Stored, ThreadNotFoundError, ThreadStore, open_store
 from ..thread import status
-from ..tools import CALCULATOR, Toolbox
+from ..tools import TOOLS, Toolbox
 from .auth import bearer_guard
 from .health import probe_llm, probe_store
 from .loops import LoopScheduler
@@ -86,7 +86,7 @@ def create_app(
     *,
     store: ThreadStore | None = None,
     next_step: NextStep | None = None,
-    tools: Toolbox = CALCULATOR,
+    tools: Toolbox = TOOLS,
     llm_probe: Callable[[], LLMHealth] | None = None,
 ) -> FastAPI:
     """The app over `store` (default: the one `database_url` names; closed on shutdown)
@@ -133,7 +133,10 @@ def create_app(
                 store.close()
 
     app = FastAPI(
-        title="calculator-agent", version="0.1.0", description=DESCRIPTION, lifespan=lifespan
+        title="calculator-agent",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
     )
     app.state.agent = services
     _add_error_handlers(app)
