@@ -95,6 +95,7 @@ def test_rendered_files_match_the_answers(project: tuple[str, Path]) -> None:
         assert not [p for p in sources if "calculator_agent" in p.read_text()]
 
 
+@pytest.mark.model  # the default project's own suite runs the embedded model end to end
 def test_generated_project_passes_its_own_tests(project: tuple[str, Path]) -> None:
     _, path = project
     result = run_project_tests(path)
