@@ -3,8 +3,11 @@ test suite passes; bad answers fail clearly; `copier update` keeps user edits.""
 
 from __future__ import annotations
 
+import functools
 import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +24,26 @@ def template_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return snapshot_repo(tmp_path_factory.mktemp("template-repo"))
 
 
+@functools.cache
+def _wheelhouse() -> str | None:
+    """llama-cpp-python builds from source (~5 min on 2 cores), and uv keys that build per
+    project, so each generated project would build it again. Offer the wheel uv already
+    built for this repository instead (same pinned version); without one, projects build."""
+    cache = subprocess.run(["uv", "cache", "dir"], capture_output=True, text=True, check=False)
+    wheels = sorted(Path(cache.stdout.strip()).glob("sdists-*/pypi/llama-cpp-python/*/*/*.whl"))
+    if cache.returncode != 0 or not wheels:
+        return None
+    house = Path(tempfile.mkdtemp(prefix="wheelhouse-"))
+    shutil.copy2(wheels[-1], house)
+    return str(house)
+
+
 def project_env() -> dict[str, str]:
     """The environment a user's shell would have: not this repository's venv or settings."""
-    return {
-        k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV" and not k.startswith("AGENT_")
-    }
+    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV" and not k.startswith("AGENT_")}
+    if (house := _wheelhouse()) is not None:
+        env["UV_FIND_LINKS"] = house
+    return env
 
 
 def run_project_tests(project: Path, *pytest_args: str) -> subprocess.CompletedProcess[str]:
