@@ -87,7 +87,10 @@ def test_start_refuses_a_non_loopback_host(tmp_path: Path) -> None:
 
 
 @pytest.mark.model
-def test_the_packaged_model_is_installed_and_verified(model_settings: Settings) -> None:
-    path = model_server.default_model_path(model_settings)
+def test_the_packaged_model_joins_and_verifies(model_settings: Settings) -> None:
+    if not model_settings.uses_local_client or model_settings.model_path is not None:
+        pytest.skip("the packaged model is not the configured one")
+    # Joins the 22 installed parts (or finds them joined and verified already).
+    path = model_server.install_model(model_server.default_model_path(model_settings))
     assert path.stat().st_size == 1_117_320_768
     assert model_server.is_installed(path)
