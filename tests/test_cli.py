@@ -1,10 +1,11 @@
-"""The CLI as a user drives it: seeded threads without an LLM, and a real run on the model."""
+"""The CLI as a user drives it, on seeded threads (no LLM call)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from calculator_agent.cli import app
@@ -17,6 +18,12 @@ from calculator_agent.thread import (
 )
 
 cli = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def local_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These commands never call the LLM; the Local client needs no API key to build."""
+    monkeypatch.setenv("AGENT_LLM_CLIENT", "Local")
 
 
 def seed_paused(data_dir: Path) -> Thread:

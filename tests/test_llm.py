@@ -23,6 +23,7 @@ SNAPSHOT = Path(__file__).parent / "snapshots" / "determine_next_step_request.js
 
 def local_settings(**overrides: object) -> Settings:
     values: dict[str, object] = {
+        "llm_client": "Local",
         "local_llm_base_url": "http://127.0.0.1:1/v1",
         "local_llm_model": "snapshot-model",
         "openai_api_key": None,

@@ -9,6 +9,7 @@ import pytest
 
 from calculator_agent.agent import InvalidEventError
 from calculator_agent.leases import ThreadBusyError
+from calculator_agent.prefetch import prefetch
 from calculator_agent.runner import Runner
 from calculator_agent.store import ConflictError, SQLiteStore, ThreadStore
 from calculator_agent.thread import (
@@ -38,8 +39,10 @@ def runner_for(store: ThreadStore, *steps: object, **kwargs: float) -> Runner:
 
 
 def test_launch_stores_a_running_thread_with_prefetched_context(store: ThreadStore) -> None:
-    stored = runner_for(store).launch("multiply pi by 2")
-    assert [e.type for e in stored.thread.events] == ["user_input", "prefetched"]
+    text = "multiply pi by 2"
+    stored = runner_for(store).launch(text)
+    expected = ["user_input", *(event.type for event in prefetch(text))]
+    assert [e.type for e in stored.thread.events] == expected
     assert status(store.get(stored.thread.id).thread).kind == "running"
 
 

@@ -31,8 +31,9 @@ MakeApp = Callable[..., tuple[TestClient, Services]]
 
 
 def settings_for(data_dir: Path, **overrides: Any) -> Settings:
-    # No .env and no AGENT_* surprises from the environment of whoever runs the tests.
-    return Settings(_env_file=None, data_dir=data_dir, **overrides)
+    # No .env and no AGENT_* surprises from the environment of whoever runs the tests; the
+    # Local client (scripted or the embedded model) whatever the project's default LLM.
+    return Settings(_env_file=None, data_dir=data_dir, **{"llm_client": "Local", **overrides})
 
 
 def settle(client: Any, thread_id: str, timeout: float = 10.0) -> dict[str, Any]:
@@ -131,7 +132,10 @@ class ServerProcess:
         cli = Path(sys.executable).with_name("calculator-agent")
         command = [str(cli), "serve", "--port", str(self.port), "--log-level", "info"]
         environment = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_")}
-        environment.update({"AGENT_DATA_DIR": str(self.data_dir), **self.env})
+        # The embedded store and the Local client unless a test says otherwise, whatever
+        # defaults the project was generated with.
+        defaults = {"AGENT_LLM_CLIENT": "Local", "AGENT_DATABASE_URL": ""}
+        environment.update({**defaults, "AGENT_DATA_DIR": str(self.data_dir), **self.env})
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 command, env=environment, stdout=log, stderr=subprocess.STDOUT
